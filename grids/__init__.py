@@ -1,0 +1,1 @@
+"""Example grid files shipped with kdbench (``kdbench run --grid NAME``)."""

@@ -1,0 +1,45 @@
+"""The base class of distillation methods (loss plugins).
+
+A loss is an ``nn.Module`` built with explicit keyword hyper-parameters whose
+defaults are the paper's. Class attributes tell the core what it needs to know
+without knowing the method:
+
+- ``needs_teacher``: False for methods trained without a teacher (the ``ce``
+  baseline); the plan then runs them once per student, not once per teacher.
+- ``terms``: the names of the terms ``forward`` returns, so a grid's ``weights:``
+  can be checked before training.
+- ``baseline``: True for the method every KD gain is measured against (``ce``):
+  leaderboards pair each method with the baseline run of the same student.
+- ``default_weights``: the paper's weights of its terms and of ``ce``; the grid's
+  ``weights:`` override them; a term not listed weighs 1.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from kdbench.types import ModelOutput
+
+
+class DistillationLoss(nn.Module):
+    needs_teacher: ClassVar[bool] = True
+    baseline: ClassVar[bool] = False
+    terms: ClassVar[tuple[str, ...]] = ()
+    default_weights: ClassVar[dict[str, float]] = {}
+
+    def setup(self, student_probe: ModelOutput, teacher_probe: ModelOutput | None) -> None:
+        """Build adapters/projectors from the shapes of one probe batch's outputs.
+
+        Called once before training; parameters created here are trained with the
+        student. The default does nothing.
+        """
+
+    def forward(
+        self, student_out: ModelOutput, teacher_out: ModelOutput | None, batch: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Named, unweighted loss terms; the term named after the method is the
+        published formula."""
+        raise NotImplementedError
