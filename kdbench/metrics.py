@@ -59,6 +59,11 @@ def latency(
     model: nn.Module, one: dict[str, torch.Tensor], full: dict[str, torch.Tensor], min_run_time: float = 0.2
 ) -> dict[str, float]:
     """Batch-1 median latency (ms) and throughput (samples/s) at ``full``'s batch size."""
+    import logging
+
+    # A CUDA build of torch on a machine without CUDA warns about CUDA_HOME on this
+    # import; the warning says nothing about the measurement.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     from torch.utils import benchmark
 
     was_training = model.training
