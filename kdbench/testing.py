@@ -80,7 +80,8 @@ def check_loss(registry: Registry, name: str, params: dict[str, Any] | None = No
                 t_probe = t_model(batch) if needs_teacher else None
             loss.setup(s_probe, t_probe)
             s_out = s_model(batch)
-            t_out = t_model(batch) if needs_teacher else None
+            with torch.no_grad():  # as the trainer runs the teacher
+                t_out = t_model(batch) if needs_teacher else None
             terms = loss(s_out, t_out, batch)
             assert isinstance(terms, dict), f"loss '{name}' must return a dict of named terms"
             declared = getattr(loss, "terms", ())
@@ -94,7 +95,7 @@ def check_loss(registry: Registry, name: str, params: dict[str, Any] | None = No
                 grads = [p.grad for p in s_model.parameters() if p.grad is not None]
                 assert grads and any(g.abs().sum() > 0 for g in grads), f"no gradient reaches the student through '{name}'"
                 assert all(p.grad is None for p in t_model.parameters()), f"'{name}' sends gradients to the teacher"
-            values.append({k: float(v) for k, v in terms.items()})
+            values.append({k: float(v.detach()) for k, v in terms.items()})
         assert values[0] == values[1], f"loss '{name}' is not deterministic for a fixed seed: {values}"
 
 
