@@ -67,20 +67,20 @@ def run(grid_ref, results, devices, plugins, executor, rerun_failed, dry_run) ->
     from kdbench.progress import GridProgress
     from kdbench.store import ResultStore
 
-    plan, _ = session.prepare(grid_ref, tuple(plugins))  # validate before any output
+    plan, registry = session.prepare(grid_ref, tuple(plugins))  # validate before any output
     store = ResultStore(results or session.default_results(plan))
     teachers, todo, skipped = pending(plan, store, rerun_failed)
     console = Console(stderr=True)
     if not todo:
         console.print(f"nothing to train: all {len(plan.runs)} runs of grid '{plan.grid.name}' are already "
                       f"recorded in {store.root} ({'--rerun-failed retries failures' if not rerun_failed else 'none failed'})",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
     else:
         console.print(f"grid '{plan.grid.name}': {len(teachers)} teacher job(s), {len(todo)} run(s) to do, "
-                      f"{skipped} already recorded; results in {store.root}", highlight=False)
+                      f"{skipped} already recorded; results in {store.root}", highlight=False, soft_wrap=True)
     progress = GridProgress(len(todo), console) if todo else None
-    outcome = session.run_grid(grid_ref, results=results, devices=devices, plugins=tuple(plugins),
-                               executor=executor, rerun_failed=rerun_failed, progress=progress)
+    outcome = session.run_plan(plan, registry, results=store.root, devices=devices, executor=executor,
+                               rerun_failed=rerun_failed, progress=progress)
     click.echo(outcome.leaderboard)
     for path in outcome.report_paths:
         click.echo(f"wrote {path}")

@@ -38,22 +38,27 @@ def default_results(plan: Plan) -> Path:
     return Path("results") / plan.grid.name
 
 
-def run_grid(
-    grid_ref: str,
+def run_grid(grid_ref: str, *, plugins: tuple[str, ...] = (), **options: Any) -> Outcome:
+    """Run every pending job of the grid and write its leaderboards (see :func:`run_plan`)."""
+    plan, registry = prepare(grid_ref, plugins)
+    return run_plan(plan, registry, **options)
+
+
+def run_plan(
+    plan: Plan,
+    registry: Registry,
     *,
     results: str | Path | None = None,
     devices: str = "auto",
-    plugins: tuple[str, ...] = (),
     executor: str = "local",
     rerun_failed: bool = False,
     progress: Any = None,
     formats: tuple[str, ...] = ("md", "csv"),
 ) -> Outcome:
-    """Run every pending job of the grid and write its leaderboards."""
+    """Execute a prepared plan with an executor plugin, then write its leaderboards."""
     from kdbench.executors.base import ExecutionContext
     from kdbench.report import build_leaderboards, markdown, write_reports
 
-    plan, registry = prepare(grid_ref, plugins)
     store = ResultStore(results or default_results(plan))
     store.clean_temporaries()
     ctx = ExecutionContext(
@@ -61,7 +66,7 @@ def run_grid(
         metrics=plan.grid.metrics, rerun_failed=rerun_failed, progress=progress,
     )
     chosen = registry.create("executor", executor)
-    (store.root).mkdir(parents=True, exist_ok=True)
+    store.root.mkdir(parents=True, exist_ok=True)
     (store.root / "grid.yaml").write_text(plan.grid.source)
     try:
         summary = chosen.execute(plan, ctx)
