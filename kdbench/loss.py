@@ -12,6 +12,15 @@ without knowing the method:
   leaderboards pair each method with the baseline run of the same student.
 - ``default_weights``: the paper's weights of its terms and of ``ce``; the grid's
   ``weights:`` override them; a term not listed weighs 1.
+
+Instance attributes the core reads or sets:
+
+- ``dataset_info``: set by the core before ``setup`` (class count, split sizes: e.g.
+  the size of a memory bank indexed by ``batch["index"]``).
+- ``pretrain_epochs`` / ``pretrain_weights``: a method with a stage before
+  distillation (FitNet's hint training) sets these; the trainer then first trains for
+  that many epochs with those term weights (``ce`` included, 0 to leave it out),
+  without selecting a checkpoint, then distils with the grid's weights.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from kdbench.types import ModelOutput
+from kdbench.types import DatasetInfo, ModelOutput
 
 
 class DistillationLoss(nn.Module):
@@ -29,6 +38,9 @@ class DistillationLoss(nn.Module):
     baseline: ClassVar[bool] = False
     terms: ClassVar[tuple[str, ...]] = ()
     default_weights: ClassVar[dict[str, float]] = {}
+    dataset_info: DatasetInfo | None = None
+    pretrain_epochs: int = 0
+    pretrain_weights: dict[str, float] = {}
 
     def setup(self, student_probe: ModelOutput, teacher_probe: ModelOutput | None) -> None:
         """Build adapters/projectors from the shapes of one probe batch's outputs.

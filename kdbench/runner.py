@@ -201,6 +201,7 @@ def _run_student(ctx: RunContext, spec: RunSpec) -> dict[str, Any]:
         s_probe = student(probe)
         student.train(was)
         t_probe = teacher(probe) if teacher is not None else None
+    loss.dataset_info = data.info
     loss.setup(s_probe, t_probe)
     loss.to(dev)
 
@@ -210,6 +211,10 @@ def _run_student(ctx: RunContext, spec: RunSpec) -> dict[str, Any]:
     distill = Objective(loss, teacher, spec.method.weights, spec.method.warmup)
     finetune = Objective()
     common = dict(device=dev, generator=gen, selector=selector, on_epoch=ctx.on_epoch, history=history)
+    pretrain = int(getattr(loss, "pretrain_epochs", 0) or 0)
+    if pretrain > 0:  # e.g. FitNet's hint stage: trained, never selected
+        objective = Objective(loss, teacher, getattr(loss, "pretrain_weights", {}), {})
+        fit(student, data, objective, spec.train, epochs=pretrain, stage="pretrain", select=False, **common)
     rounds_run = 0
     for rnd in range(spec.distill["rounds"]):
         rounds_run += 1

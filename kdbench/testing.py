@@ -28,6 +28,7 @@ TINY = DatasetInfo(
     num_classes=3,
     class_names=("a", "b", "c"),
     modalities={"image": ModalitySpec("image", (1, 8, 8)), "audio": ModalitySpec("audio", (1, 32)), "vector": ModalitySpec("vector", (6,))},
+    split_sizes={"train": 6, "val": 6, "test": 6},
 )
 
 
@@ -74,6 +75,7 @@ def check_loss(registry: Registry, name: str, params: dict[str, Any] | None = No
             batch = tiny_batch()
             torch.manual_seed(1)
             loss = registry.create("loss", name, **(params or {}))
+            loss.dataset_info = TINY
             needs_teacher = getattr(loss, "needs_teacher", True)
             with torch.no_grad():
                 s_probe = s_model(batch)

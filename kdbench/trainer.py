@@ -159,6 +159,7 @@ def fit(
     selector: Selector,
     stage: str = "train",
     round: int = 0,
+    select: bool = True,
     on_epoch: EpochCallback | None = None,
     history: list[dict[str, Any]] | None = None,
 ) -> None:
@@ -191,7 +192,7 @@ def fit(
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             count += 1
         val = evaluate(model, data.val, num_classes, settings["eval_batch_size"], device)
-        improved = selector.offer(model, val[selector.metric], stage=stage, round=round, epoch=epoch + 1)
+        improved = select and selector.offer(model, val[selector.metric], stage=stage, round=round, epoch=epoch + 1)
         if history is not None:
             history.append({"stage": stage, "round": round, "epoch": epoch + 1,
                             "train": {k: v / max(count, 1) for k, v in sums.items()},
@@ -199,7 +200,7 @@ def fit(
         if on_epoch is not None:
             on_epoch(stage, epoch + 1, epochs)
         stale = 0 if improved else stale + 1
-        if settings.get("patience") and stale >= settings["patience"]:
+        if select and settings.get("patience") and stale >= settings["patience"]:
             break
 
 
