@@ -142,7 +142,8 @@ def list_(kind, as_json, plugins) -> None:
 @main.command()
 @click.option("--results", type=click.Path(file_okay=False), required=True, help="Results directory of a run.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Where to write the leaderboards.")
-@click.option("--format", "formats", default="md,csv", show_default=True, help="Comma-separated reporter names.")
+@click.option("--format", "formats", default="md,csv", show_default=True,
+              help="Comma-separated reporter names: md, csv, json, latex, html, plots.")
 @click.option("--plugin", "plugins", multiple=True, metavar="FILE|MODULE", help="Extra plugin file or module (repeatable).")
 @_user_errors
 def report(results, out, formats, plugins) -> None:
@@ -152,6 +153,24 @@ def report(results, out, formats, plugins) -> None:
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
     for path in session.report(results, out, fmts, tuple(plugins)):
         click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.option("--results", type=click.Path(file_okay=False, exists=True), default=None,
+              help="A results directory to publish; without it, regenerate every published grid.")
+@click.option("--out", type=click.Path(file_okay=False), default="leaderboards", show_default=True,
+              help="The leaderboards folder.")
+@click.option("--plugin", "plugins", multiple=True, metavar="FILE|MODULE", help="Extra plugin file or module (repeatable).")
+@_user_errors
+def publish(results, out, plugins) -> None:
+    """Publish a run's leaderboards under leaderboards/<grid>/ (tables, plots, grid, environment)."""
+    from pathlib import Path
+
+    from kdbench.plugins import load_registry
+    from kdbench.publish import publish as do_publish
+
+    paths = do_publish(Path(out), load_registry(plugins=plugins), Path(results) if results else None)
+    click.echo(f"wrote {len(paths)} files under {out}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -53,7 +53,7 @@ def run_plan(
     executor: str = "local",
     rerun_failed: bool = False,
     progress: Any = None,
-    formats: tuple[str, ...] = ("md", "csv"),
+    formats: tuple[str, ...] = ("md", "csv", "json", "html"),
 ) -> Outcome:
     """Execute a prepared plan with an executor plugin, then write its leaderboards."""
     from kdbench.executors.base import ExecutionContext
@@ -74,7 +74,7 @@ def run_plan(
         if progress is not None:
             progress.close()
     docs = [d for d in (store.get(r.run_id) for r in plan.runs) if d is not None]
-    boards = build_leaderboards(docs, store, plan.grid.name)
+    boards = build_leaderboards(docs, store, plan.grid.name, expected=plan.runs)
     paths = write_reports(boards, store.root / "leaderboard", list(formats), registry)
     return Outcome(plan, registry, store, summary, paths, markdown(boards, registry))
 

@@ -105,6 +105,11 @@ class ResultStore:
             return None
         return read_json(meta)
 
+    def teacher_meta(self, key: str) -> dict[str, Any] | None:
+        """A teacher's record, whether or not its weights are here (published
+        results keep the records, not the weights)."""
+        return read_json(self.teacher_paths(key)[1])
+
     def teacher_records(self) -> Iterator[dict[str, Any]]:
         if self.teachers_dir.is_dir():
             for path in sorted(self.teachers_dir.glob("*.json")):

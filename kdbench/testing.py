@@ -52,26 +52,41 @@ def _check_documented(registry: Registry, kind: str, name: str) -> None:
     assert inspect.getdoc(comp.resolve()), f"{kind} '{name}' needs a docstring"
 
 
-def _model(registry: Registry, student: str, teacher: str, modalities: tuple[str, ...] = ()):
+STUDENT = ModelRef("cnn", {"width": 4, "depth": 2}, label="student")
+TEACHER = ModelRef("cnn", {"width": 8, "depth": 3}, label="teacher")
+
+
+def _models(registry: Registry, student: ModelRef, teacher: ModelRef, modalities: tuple[str, ...] = ()):
+    from dataclasses import replace
+
     from kdbench.model import build_model
 
     torch.manual_seed(0)
     fusion = ComponentRef("concat")
-    s = build_model(registry, ModelRef(student, {}, modalities=modalities, label=student), fusion, TINY)
-    t = build_model(registry, ModelRef(teacher, {}, label=teacher), fusion, TINY)
+    s = build_model(registry, replace(student, modalities=modalities or student.modalities), fusion, TINY)
+    t = build_model(registry, teacher, fusion, TINY)
     return s, t
 
 
 def check_loss(registry: Registry, name: str, params: dict[str, Any] | None = None,
-               student: str = "cnn", teacher: str = "cnn") -> None:
-    """A loss builds with defaults, sets up for same- and cross-modal pairs, returns
-    finite named terms, sends gradients to the student and never to the teacher,
-    and gives the same value for the same seed."""
+               student: ModelRef = STUDENT, teacher: ModelRef = TEACHER) -> None:
+    """A loss builds with defaults; ``setup`` works when student and teacher differ in
+    channels, spatial size and embedding width, and when the student sees fewer
+    modalities (cross-modal); every term is a finite scalar; gradients reach the
+    student and the loss's own parameters, never the teacher; same seed, same value.
+
+    The default pair is a tri-modal ``cnn(width=8, depth=3)`` teacher and a
+    ``cnn(width=4, depth=2)`` student: their shared taps (``image.layer2``, ...) differ
+    in channels and spatial size, and their embeddings in width.
+    """
     _check_documented(registry, "loss", name)
     for modalities in ((), ("audio",)):  # same modalities, then cross-modal
         values = []
         for _ in range(2):
-            s_model, t_model = _model(registry, student, teacher, modalities)
+            s_model, t_model = _models(registry, student, teacher, modalities)
+            for p in t_model.parameters():
+                p.requires_grad_(False)
+            t_model.eval()
             batch = tiny_batch()
             torch.manual_seed(1)
             loss = registry.create("loss", name, **(params or {}))
@@ -97,6 +112,9 @@ def check_loss(registry: Registry, name: str, params: dict[str, Any] | None = No
                 grads = [p.grad for p in s_model.parameters() if p.grad is not None]
                 assert grads and any(g.abs().sum() > 0 for g in grads), f"no gradient reaches the student through '{name}'"
                 assert all(p.grad is None for p in t_model.parameters()), f"'{name}' sends gradients to the teacher"
+                own = [p for p in loss.parameters() if p.requires_grad]
+                assert not own or any(p.grad is not None and p.grad.abs().sum() > 0 for p in own), (
+                    f"no gradient reaches the parameters of '{name}' itself")
             values.append({k: float(v.detach()) for k, v in terms.items()})
         assert values[0] == values[1], f"loss '{name}' is not deterministic for a fixed seed: {values}"
 

@@ -2,8 +2,17 @@
 
 from kdbench import hookimpl
 
+REPORTERS = [
+    ("md", "markdown:MarkdownReporter", "GitHub Markdown table per dataset (tabulate)"),
+    ("csv", "csv:CsvReporter", "CSV per dataset: every aggregate as a number"),
+    ("json", "json:JsonReporter", "JSON per dataset: rows, aggregates and the runs' environment"),
+    ("latex", "latex:LatexReporter", "LaTeX booktabs table per dataset, ready for a paper"),
+    ("html", "html:HtmlReporter", "Standalone HTML page per dataset with sortable columns"),
+    ("plots", "plots:PlotReporter", "Accuracy vs latency/FLOPs with Pareto fronts, and KD gains (PNG + SVG)"),
+]
+
 
 @hookimpl
 def kdbench_register_reporters(registry):
-    registry.add("md", "kdbench_reporters.markdown:MarkdownReporter", description="GitHub Markdown table per dataset (tabulate)", version=1)
-    registry.add("csv", "kdbench_reporters.csv:CsvReporter", description="CSV per dataset: every aggregate as a number", version=1)
+    for name, target, description in REPORTERS:
+        registry.add(name, f"kdbench_reporters.{target}", description=description, version=1)
