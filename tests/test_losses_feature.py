@@ -17,6 +17,7 @@ from kdbench.runner import RunContext, run_student, train_teacher
 from kdbench.spec import ModelRef
 from kdbench.store import ResultStore
 from kdbench.testing import check_loss
+from kdbench.types import ModelOutput
 
 BN_EPS = 1e-5
 
@@ -24,8 +25,6 @@ BN_EPS = 1e-5
 def out(**features):
     """A ModelOutput whose ``features`` are the given arrays, in the given order
     (``__`` in a keyword stands for the ``.`` of a tap name)."""
-    from kdbench.types import ModelOutput
-
     feats = OrderedDict((k.replace("__", "."), torch.tensor(np.asarray(v), dtype=torch.float32)) for k, v in features.items())
     b = next(iter(feats.values())).shape[0]
     return ModelOutput(logits=torch.zeros(b, 3), embedding=torch.zeros(b, 2), features=feats)
@@ -252,8 +251,9 @@ def test_at_skips_2d_features_and_rejects_them_by_name(registry):
     loss = registry.create("loss", "at")
     loss.setup(s, t)
     assert loss.names == ["image.layer1", "audio.layer1"]
-    expected = at_by_hand(s.features["image.layer1"].double().numpy(), t.features["image.layer1"].double().numpy())
-    expected += at_by_hand(pool_blocks(s.features["audio.layer1"].double().numpy(), (3,)), t.features["audio.layer1"].double().numpy())
+    sf, tf = {k: np_(v) for k, v in s.features.items()}, {k: np_(v) for k, v in t.features.items()}
+    expected = at_by_hand(sf["image.layer1"], tf["image.layer1"])
+    expected += at_by_hand(pool_blocks(sf["audio.layer1"], (3,)), tf["audio.layer1"])  # length 6 pooled to 3
     assert loss(s, t, {})["at"].item() == pytest.approx(expected, rel=1e-5)
     with pytest.raises(ValueError, match="spatial"):
         registry.create("loss", "at", features=["vector.layer1"]).setup(s, t)
