@@ -65,12 +65,16 @@ def build_model(registry: Registry, model: ModelRef, fusion: ComponentRef, info:
         ref = model.encoders.get(modality, model)
         family = registry.create("model", ref.name, **ref.params)
         try:
-            encoders[modality] = family.build(modality, info.modalities[modality])
+            encoder = family.build(modality, info.modalities[modality])
         except IncompatibleError as exc:
             raise IncompatibleError(
                 f"model '{model.label}': {exc}; pick another encoder for it with "
                 f"encoders: {{{modality}: <model>}} or leave it out with modalities: [...]"
             ) from None
+        if getattr(encoder, "frozen", False):  # a pretrained encoder used as is: never trained further
+            for p in encoder.parameters():
+                p.requires_grad_(False)
+        encoders[modality] = encoder
     chosen = model.fusion or fusion
     dims = {m: int(e.embed_dim) for m, e in encoders.items()}
     fusion_module = registry.create("fusion", chosen.name, dims, info.num_classes, **chosen.params)

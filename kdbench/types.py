@@ -33,12 +33,18 @@ class ModalitySpec:
         kind: image (C, H, W) | audio (C, T) or (F, T) | text (token ids, L) |
             vector (D,) | sequence (C, L).
         shape: the shape of one sample, without the batch dimension.
-        vocab_size: for token modalities, the number of token ids.
+        vocab_size: for token modalities, the number of token ids (id 0 is padding).
+        vocab: for token modalities, the token string of each id (``vocab[0] == ""``,
+            the padding), so that an encoder with its own tokenizer (a pretrained
+            transformer) can recover the text: ``joiner.join(vocab[i] for i in ids)``.
+        joiner: what goes between tokens when text is recovered ("" for characters).
     """
 
     kind: str
     shape: tuple[int, ...]
     vocab_size: int | None = None
+    vocab: tuple[str, ...] = ()
+    joiner: str = ""
 
 
 @dataclass(frozen=True)
