@@ -119,29 +119,55 @@ def check_loss(registry: Registry, name: str, params: dict[str, Any] | None = No
         assert values[0] == values[1], f"loss '{name}' is not deterministic for a fixed seed: {values}"
 
 
-def check_model(registry: Registry, name: str, params: dict[str, Any] | None = None) -> None:
-    """A model family builds an encoder for every non-text modality of the tiny
-    dataset, with named taps ``<modality>.<stage>``, the right output shapes, and
-    the same output for the same seed."""
+SPECS = {
+    "image": ModalitySpec("image", (1, 8, 8)),
+    "image_rgb": ModalitySpec("image", (3, 16, 16)),
+    "wave": ModalitySpec("audio", (1, 400)),
+    "spectrogram": ModalitySpec("audio", (1, 16, 12)),
+    "vector": ModalitySpec("vector", (6,)),
+    "text": ModalitySpec("text", (10,), vocab_size=12, vocab=("", *"abcdefghijk")),
+}
+
+
+def check_model(registry: Registry, name: str, params: dict[str, Any] | None = None,
+                specs: dict[str, ModalitySpec] | None = None) -> list[str]:
+    """A model family builds an encoder for every modality it supports among
+    ``specs`` (images, waveforms, spectrograms, vectors, token ids) and raises
+    ``IncompatibleError`` for the others; it must support at least one. Each
+    supported one, alone in a model, has named taps ``<modality>.<stage>``, the
+    right output shapes, and the same output for the same seed. Returns the names
+    of the supported specs."""
+    from kdbench.errors import IncompatibleError
     from kdbench.model import build_model
 
     _check_documented(registry, "model", name)
-    outs = []
-    for _ in range(2):
-        torch.manual_seed(0)
-        model = build_model(registry, ModelRef(name, params or {}, label=name), ComponentRef("concat"), TINY)
-        model.eval()
-        out = model(tiny_batch())
-        assert isinstance(out, ModelOutput)
-        assert out.logits.shape == (6, TINY.num_classes), f"logits of '{name}' have shape {tuple(out.logits.shape)}"
-        assert out.embedding.dim() == 2 and out.embedding.shape[0] == 6
-        assert set(out.modality_embeddings) == set(TINY.modalities)
-        assert out.features, f"model '{name}' exposes no feature taps"
-        for tap in out.features:
-            modality, _, stage = tap.partition(".")
-            assert modality in TINY.modalities and stage, f"tap '{tap}' of '{name}' is not named <modality>.<stage>"
-        outs.append(out.logits)
-    assert torch.equal(outs[0], outs[1]), f"model '{name}' is not deterministic for a fixed seed"
+    supported = []
+    for key, spec in (specs or SPECS).items():
+        info = DatasetInfo("tiny", 3, ("a", "b", "c"), {key: spec}, {"train": 6, "val": 6, "test": 6})
+        outs = []
+        for _ in range(2):
+            torch.manual_seed(0)
+            try:
+                model = build_model(registry, ModelRef(name, params or {}, label=name), ComponentRef("concat"), info)
+            except IncompatibleError:
+                break
+            model.eval()
+            out = model(tiny_batch(info))
+            assert isinstance(out, ModelOutput)
+            assert out.logits.shape == (6, 3), f"{name} on {key}: logits have shape {tuple(out.logits.shape)}"
+            assert out.embedding.dim() == 2 and out.embedding.shape[0] == 6, f"{name} on {key}: embedding must be (B, D)"
+            assert set(out.modality_embeddings) == {key}
+            assert out.features, f"model '{name}' exposes no feature taps on {key}"
+            for tap, value in out.features.items():
+                modality, _, stage = tap.partition(".")
+                assert modality == key and stage, f"tap '{tap}' of '{name}' is not named <modality>.<stage>"
+                assert value.shape[0] == 6, f"tap '{tap}' of '{name}' has no batch dimension"
+            outs.append(out.logits)
+        else:
+            assert torch.equal(outs[0], outs[1]), f"model '{name}' is not deterministic for a fixed seed on {key}"
+            supported.append(key)
+    assert supported, f"model '{name}' supports none of {', '.join(specs or SPECS)}"
+    return supported
 
 
 def check_fusion(registry: Registry, name: str, params: dict[str, Any] | None = None) -> None:
