@@ -29,11 +29,12 @@ Departures, and where paper and code differ:
   optimiser). Those two terms are dropped: the teacher-side updates reach only the
   loss's own teacher proxy, which is trained (by ``c2kd_proxy``) although the teacher
   is not. The "customised" teacher of the paper is therefore the teacher proxy alone.
-- Non-target distribution: the paper distils the non-target classes as DKD's NCKD
-  does (a distribution over the C-1 non-target classes); the official ``ntkl``
-  multiplies the target logit by 0 and keeps it in a C-way softmax. We follow the
-  paper by default (``target_mask="remove"``); ``target_mask="zero"`` reproduces the
-  official code.
+- Non-target distribution: the paper distils "from non-target classes" to avoid the
+  modality imbalance of the target class, i.e. DKD's NCKD (a distribution over the
+  C-1 non-target classes); the official ``ntkl`` instead multiplies the target logit
+  by 0 and keeps it in a C-way softmax, so some mass stays on the target class. We
+  follow the paper by default (``target_mask="remove"``); ``target_mask="zero"``
+  reproduces the official code.
 - Selection: the paper filters samples whose soft labels are misaligned by Kendall's
   rank correlation against a threshold. We follow the official code for the details:
   tau-b (``scipy.stats.kendalltau``'s default) between the two PROXIES' logits over
