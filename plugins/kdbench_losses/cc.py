@@ -2,7 +2,7 @@
 Congruence for Knowledge Distillation", ICCV 2019.
 
 CC matches the correlation between the samples of a batch, measured by a Gaussian
-RBF kernel approximated by its P-order Taylor series (paper, eqs. 6-8). With f_i
+RBF kernel approximated by its P-order Taylor series. With f_i
 the L2-normalised (projected) embedding of sample i:
 
     k(f_i, f_j) = exp(-gamma ||f_i - f_j||^2)
@@ -10,7 +10,8 @@ the L2-normalised (projected) embedding of sample i:
                ~= exp(-2 gamma) sum_{p=0..P} (2 gamma)^p / p! (f_i.f_j)^p  =: C_ij
     cc          = ||C_t - C_s||_F^2 / B^2  =  mean_{i,j} (C_t_ij - C_s_ij)^2
 
-with gamma = 0.4 and P = 2, the paper's and the common reimplementations' values.
+with gamma = 0.4 and P = 2 (the Knowledge-Distillation-Zoo's values; torchdistill
+reads both from its config).
 
 Reference implementations differ; this follows the paper's equations, as the
 Knowledge-Distillation-Zoo ``CC`` (AberHu, ``kd_losses/cc.py``) computes them:
@@ -60,8 +61,8 @@ class CC(DistillationLoss):
     embeddings are flattened to (B, D).
 
     Args:
-        gamma: the RBF kernel's gamma (0.4, the paper's).
-        p_order: the order P of the Taylor series (2, the paper's).
+        gamma: the RBF kernel's gamma (0.4, Knowledge-Distillation-Zoo's).
+        p_order: the order P of the Taylor series (2, Knowledge-Distillation-Zoo's).
         feat_dim: None (default) projects the student's embedding linearly to the
             teacher's width when they differ and leaves the teacher's alone; an int
             projects both with trained linear layers to that width, as RepDistiller
@@ -85,7 +86,8 @@ class CC(DistillationLoss):
         self.embed_s: nn.Module = nn.Identity()
         self.embed_t: nn.Module = nn.Identity()
         # exp(-2 gamma) (2 gamma)^p / p!, p = 0..P
-        self.coefficients = [math.exp(-2 * gamma) * (2 * gamma) ** p / math.factorial(p) for p in range(self.p_order + 1)]
+        self.coefficients = [math.exp(-2 * gamma) * (2 * gamma) ** p / math.factorial(p)
+                             for p in range(self.p_order + 1)]
 
     def setup(self, student_probe: ModelOutput, teacher_probe: ModelOutput | None) -> None:
         if teacher_probe is None:

@@ -77,7 +77,8 @@ class RKD(DistillationLoss):
     def __init__(self, distance_weight: float = 25.0, angle_weight: float = 50.0, eps: float = 1e-12) -> None:
         super().__init__()
         if distance_weight < 0 or angle_weight < 0:
-            raise ValueError(f"rkd: distance_weight and angle_weight must be >= 0, got {distance_weight}, {angle_weight}")
+            raise ValueError("rkd: distance_weight and angle_weight must be >= 0, "
+                             f"got {distance_weight}, {angle_weight}")
         if eps <= 0:
             raise ValueError(f"rkd: eps must be > 0, got {eps}")
         self.distance_weight = distance_weight
