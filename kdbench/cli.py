@@ -47,11 +47,16 @@ def main() -> None:
 @click.option("--results", type=click.Path(file_okay=False), default=None, help="Results directory [default: results/<grid name>].")
 @click.option("--devices", default="auto", show_default=True, help="auto | cpu | cuda:0,cuda:1 (one worker per device).")
 @click.option("--plugin", "plugins", multiple=True, metavar="FILE|MODULE", help="Extra plugin file or module (repeatable).")
-@click.option("--executor", default="local", show_default=True, help="Executor plugin.")
+@click.option("--executor", default="local", show_default=True, help="Executor plugin (local, ray).")
+@click.option("--jobs-per-device", type=click.IntRange(min=1), default=None,
+              help="Workers (runs at once) per device [default: 1].")
+@click.option("--ray-address", default=None, metavar="ADDR", help="With --executor ray: the cluster to use [default: start a local one].")
+@click.option("--no-teacher-cache", is_flag=True, help="Run the teacher at every step even where its outputs could be cached.")
 @click.option("--rerun-failed", is_flag=True, help="Run again the runs recorded as failed.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (teacher jobs, student runs, what is done) and stop.")
 @_user_errors
-def run(grid_ref, results, devices, plugins, executor, rerun_failed, dry_run) -> None:
+def run(grid_ref, results, devices, plugins, executor, jobs_per_device, ray_address, no_teacher_cache, rerun_failed,
+        dry_run) -> None:
     """Run a grid: train teachers once, distil students, write results and leaderboards."""
     from kdbench import session
 
@@ -79,8 +84,14 @@ def run(grid_ref, results, devices, plugins, executor, rerun_failed, dry_run) ->
         console.print(f"grid '{plan.grid.name}': {len(teachers)} teacher job(s), {len(todo)} run(s) to do, "
                       f"{skipped} already recorded; results in {store.root}", highlight=False, soft_wrap=True)
     progress = GridProgress(len(todo), console) if todo else None
+    params = {"jobs_per_device": jobs_per_device} if jobs_per_device else {}
+    if ray_address:
+        if executor != "ray":
+            raise UserError("--ray-address goes with --executor ray")
+        params["address"] = ray_address
     outcome = session.run_plan(plan, registry, results=store.root, devices=devices, executor=executor,
-                               rerun_failed=rerun_failed, progress=progress)
+                               executor_params=params, rerun_failed=rerun_failed,
+                               teacher_cache=not no_teacher_cache, progress=progress)
     click.echo(outcome.leaderboard)
     for path in outcome.report_paths:
         click.echo(f"wrote {path}")

@@ -8,6 +8,11 @@ without knowing the method:
   baseline); the plan then runs them once per student, not once per teacher.
 - ``terms``: the names of the terms ``forward`` returns, so a grid's ``weights:``
   can be checked before training.
+- ``teacher_outputs``: the parts of the teacher's ``ModelOutput`` the method reads
+  (``"logits"``, ``"embedding"``, ``"modality_embeddings"``), or None (the default)
+  for "anything, features included". When it is a tuple and the data has no random
+  augmentation, the core computes those teacher outputs once per (teacher, training
+  split) and serves them by sample index instead of running the teacher every step.
 - ``baseline``: True for the method every KD gain is measured against (``ce``):
   leaderboards pair each method with the baseline run of the same student.
 - ``default_weights``: the paper's weights of its terms and of ``ce``; the grid's
@@ -36,11 +41,15 @@ from kdbench.types import DatasetInfo, ModelOutput
 class DistillationLoss(nn.Module):
     needs_teacher: ClassVar[bool] = True
     baseline: ClassVar[bool] = False
+    teacher_outputs: ClassVar[tuple[str, ...] | None] = None
     terms: ClassVar[tuple[str, ...]] = ()
     default_weights: ClassVar[dict[str, float]] = {}
     dataset_info: DatasetInfo | None = None
     pretrain_epochs: int = 0
     pretrain_weights: dict[str, float] = {}
+
+    def __init__(self) -> None:  # no hyper-parameters unless a subclass declares them
+        super().__init__()
 
     def setup(self, student_probe: ModelOutput, teacher_probe: ModelOutput | None) -> None:
         """Build adapters/projectors from the shapes of one probe batch's outputs.

@@ -23,6 +23,7 @@ from kdbench.model import build_model
 from kdbench.registry import Registry
 from kdbench.spec import ComponentRef, RunSpec, TeacherSpec
 from kdbench.store import ResultStore
+from kdbench.teacher_cache import CachedTeacher, cacheable, teacher_outputs
 from kdbench.trainer import EpochCallback, Objective, Selector, evaluate, fit, init_from
 from kdbench.types import DatasetSplits, TensorSplit
 
@@ -36,7 +37,9 @@ class RunContext:
     device: str = "cpu"
     metrics: dict[str, Any] = field(default_factory=lambda: {"latency": True, "latency_min_time": 0.2})
     on_epoch: EpochCallback | None = None
+    teacher_cache: bool = True  # serve teacher outputs from a cache where the method allows it
     _datasets: dict[str, DatasetSplits] = field(default_factory=dict)
+    _teacher_outputs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def torch_device(self) -> torch.device:
@@ -205,6 +208,15 @@ def _run_student(ctx: RunContext, spec: RunSpec) -> dict[str, Any]:
     loss.setup(s_probe, t_probe)
     loss.to(dev)
 
+    cached = False
+    if teacher is not None and ctx.teacher_cache and cacheable(loss, data.train, data.info.augmented):
+        key = f"{spec.teacher_spec.key}:{spec.dataset.identity()}:{spec.train['batch_size']}"
+        if key not in ctx._teacher_outputs:  # once per teacher and split, shared by its students
+            while len(ctx._teacher_outputs) >= 8:  # a few teachers' worth, oldest out
+                ctx._teacher_outputs.pop(next(iter(ctx._teacher_outputs)))
+            ctx._teacher_outputs[key] = teacher_outputs(teacher, data.train, spec.train["batch_size"])
+        teacher, cached = CachedTeacher(ctx._teacher_outputs[key]), True
+
     gen = torch.Generator().manual_seed(spec.seed)
     selector = Selector(spec.train["select"])
     history: list[dict[str, Any]] = []
@@ -236,5 +248,6 @@ def _run_student(ctx: RunContext, spec: RunSpec) -> dict[str, Any]:
         "selected": selector.where,
         "rounds": rounds_run,
         "initialised_from_teacher": len(copied),
+        "teacher_cache": cached,
         "history": history,
     }

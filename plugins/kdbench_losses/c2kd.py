@@ -108,6 +108,7 @@ class C2KD(DistillationLoss):
     """
 
     terms = ("c2kd", "c2kd_proxy")
+    teacher_outputs = ("logits", "embedding", "modality_embeddings")  # all it reads of the teacher: cacheable
     default_weights = {"ce": 1.0, "c2kd": 1.0, "c2kd_proxy": 1.0}
 
     def __init__(self, krc_threshold: float = 0.0, temperature: float = 1.0, target_mask: str = "remove",

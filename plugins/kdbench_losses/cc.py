@@ -70,6 +70,7 @@ class CC(DistillationLoss):
     """
 
     terms = ("cc",)
+    teacher_outputs = ("embedding",)  # all it reads of the teacher: cacheable
     default_weights = {"ce": 1.0, "cc": 100.0}
 
     def __init__(self, gamma: float = 0.4, p_order: int = 2, feat_dim: int | None = None) -> None:

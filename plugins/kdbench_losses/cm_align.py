@@ -78,6 +78,7 @@ class CrossModalAlign(DistillationLoss):
     """
 
     terms = ("cm-align",)
+    teacher_outputs = ("embedding", "modality_embeddings")  # all it reads of the teacher: cacheable
     default_weights = {"ce": 1.0, "cm-align": 1.0}
 
     def __init__(self, metric: str = "mse", student_modality: str | None = None,

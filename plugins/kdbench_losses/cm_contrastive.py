@@ -63,6 +63,7 @@ class CrossModalContrastive(DistillationLoss):
     """
 
     terms = ("cm-contrastive",)
+    teacher_outputs = ("embedding", "modality_embeddings")  # all it reads of the teacher: cacheable
     default_weights = {"ce": 1.0, "cm-contrastive": 0.8}
 
     def __init__(self, dim: int = 128, temperature: float = 0.07, learn_temperature: bool = True,

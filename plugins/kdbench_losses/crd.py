@@ -78,6 +78,7 @@ class CRD(DistillationLoss):
     """
 
     terms = ("crd",)
+    teacher_outputs = ("embedding",)  # all it reads of the teacher: cacheable
     default_weights = {"ce": 1.0, "crd": 0.8}
 
     def __init__(self, feat_dim: int = 128, num_negatives: int = 16384, temperature: float = 0.07,

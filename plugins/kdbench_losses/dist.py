@@ -61,6 +61,7 @@ class DIST(DistillationLoss):
     """
 
     terms = ("dist",)
+    teacher_outputs = ("logits",)  # all it reads of the teacher: cacheable
     default_weights = {"ce": 1.0, "dist": 1.0}
 
     def __init__(self, beta: float = 1.0, gamma: float = 1.0, tau: float = 1.0) -> None:

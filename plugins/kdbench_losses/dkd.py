@@ -72,6 +72,7 @@ class DKD(DistillationLoss):
     """
 
     terms = ("dkd",)
+    teacher_outputs = ("logits",)  # all it reads of the teacher: cacheable
     default_weights = {"ce": 1.0, "dkd": 1.0}
 
     def __init__(self, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0) -> None:

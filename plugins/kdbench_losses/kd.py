@@ -25,6 +25,7 @@ class KD(DistillationLoss):
     """
 
     terms = ("kd",)
+    teacher_outputs = ("logits",)  # all it reads of the teacher: cacheable
     default_weights = {"ce": 0.1, "kd": 0.9}
 
     def __init__(self, temperature: float = 4.0) -> None:

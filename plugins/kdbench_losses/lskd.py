@@ -57,6 +57,7 @@ class LSKD(DistillationLoss):
     """
 
     terms = ("lskd",)
+    teacher_outputs = ("logits",)  # all it reads of the teacher: cacheable
     default_weights = {"ce": 0.1, "lskd": 9.0}
 
     def __init__(self, temperature: float = 2.0) -> None:

@@ -72,6 +72,7 @@ class RKD(DistillationLoss):
     """
 
     terms = ("rkd",)
+    teacher_outputs = ("embedding",)  # all it reads of the teacher: cacheable
     default_weights = {"ce": 1.0, "rkd": 1.0}
 
     def __init__(self, distance_weight: float = 25.0, angle_weight: float = 50.0, eps: float = 1e-12) -> None:
