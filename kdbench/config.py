@@ -52,6 +52,9 @@ class TrainSettings(_Strict):
     schedule: Literal["cosine", "constant"] = "cosine"
     patience: PositiveInt | None = None  # early stop after this many epochs without a better val metric
     select: Literal["accuracy", "f1_macro"] = "accuracy"
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast in the training steps
+    channels_last: bool = False  # NHWC memory layout for image models (helps tensor cores)
+    compile: bool = False  # torch.compile the model (nn.Module.compile)
 
 
 class DistillSettings(_Strict):

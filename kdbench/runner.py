@@ -24,7 +24,7 @@ from kdbench.registry import Registry
 from kdbench.spec import ComponentRef, RunSpec, TeacherSpec
 from kdbench.store import ResultStore
 from kdbench.teacher_cache import CachedTeacher, cacheable, teacher_outputs
-from kdbench.trainer import EpochCallback, Objective, Selector, evaluate, fit, init_from
+from kdbench.trainer import EpochCallback, Objective, Selector, evaluate, fit, init_from, prepare
 from kdbench.types import DatasetSplits, TensorSplit
 
 
@@ -120,7 +120,7 @@ def train_teacher(ctx: RunContext, spec: TeacherSpec) -> dict[str, Any]:
     started, t0 = _stamp(), time.perf_counter()
     seed_everything(spec.seed)
     data = load_data(ctx, spec.dataset)
-    model = build_model(ctx.registry, spec.teacher, spec.fusion, data.info).to(ctx.torch_device)
+    model = prepare(build_model(ctx.registry, spec.teacher, spec.fusion, data.info).to(ctx.torch_device), spec.train)
     selector = Selector(spec.train["select"])
     history: list[dict[str, Any]] = []
     gen = torch.Generator().manual_seed(spec.seed)
@@ -196,6 +196,7 @@ def _run_student(ctx: RunContext, spec: RunSpec) -> dict[str, Any]:
     copied: list[str] = []
     if spec.distill["init"] == "teacher" and teacher is not None:
         copied = init_from(student, teacher)
+    prepare(student, spec.train)
     loss = ctx.registry.create("loss", spec.method.name, **spec.method.params).to(dev)
     probe = _sample_batch(data.train, min(spec.train["batch_size"], len(data.train)), dev)
     with torch.no_grad():

@@ -13,6 +13,7 @@ is evaluated once, on the selected checkpoint, by the caller.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from collections.abc import Callable, Iterator
@@ -171,6 +172,7 @@ def fit(
     steps = max(1, epochs * math.ceil(len(data.train) / settings["batch_size"]))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if settings["schedule"] == "cosine" else None
     num_classes = data.info.num_classes
+    bf16 = settings.get("precision") == "bf16"
     stale = 0
     for epoch in range(epochs):
         model.train()
@@ -179,7 +181,8 @@ def fit(
         sums: dict[str, float] = {}
         count = 0
         for batch in batches(data.train, settings["batch_size"], device, generator):
-            total, terms = objective(model, batch, epoch)
+            with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+                total, terms = objective(model, batch, epoch)
             if not torch.isfinite(total):
                 raise NonFiniteLossError(f"{stage} epoch {epoch + 1}: loss is {total.item()} (terms: "
                                          + ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items()) + ")")
@@ -202,6 +205,15 @@ def fit(
         stale = 0 if improved else stale + 1
         if select and settings.get("patience") and stale >= settings["patience"]:
             break
+
+
+def prepare(model: nn.Module, settings: dict[str, Any]) -> nn.Module:
+    """Apply the memory layout and compilation the settings ask for (in place)."""
+    if settings.get("channels_last"):
+        model.to(memory_format=torch.channels_last)
+    if settings.get("compile"):
+        model.compile()  # in place: state_dict keys (checkpoints, teacher cache) stay the same
+    return model
 
 
 def init_from(student: nn.Module, teacher: nn.Module) -> list[str]:
