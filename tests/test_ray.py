@@ -22,12 +22,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# A loopback test cluster: no usage reports, no token authentication (the client and the
+# cluster must agree on it; a real cluster sets up its token as Ray's docs say).
+RAY_ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     ray_cli = shutil.which("ray") or os.path.join(os.path.dirname(sys.executable), "ray")
     port = _free_port()
     temp = tmp_path_factory.mktemp("ray")
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = RAY_ENV
     subprocess.run([ray_cli, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
                     "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
                    check=True, capture_output=True, env=env, timeout=180)
@@ -44,7 +49,7 @@ def test_grid_on_a_ray_cluster_with_a_killed_worker(cluster, write_grid, tmp_pat
     results = tmp_path / "r"
     cmd = [sys.executable, "-m", "kdbench.cli", "run", "--grid", str(grid), "--results", str(results),
            "--executor", "ray", "--ray-address", cluster]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=RAY_ENV)
     assert res.returncode == 1, res.stderr[-3000:]
     docs = {d["spec"]["method"]["label"]: d for d in (json.loads(p.read_text()) for p in (results / "runs").glob("*.json"))}
     assert docs["ce"]["status"] == "done" and docs["kd"]["status"] == "done"
@@ -52,7 +57,7 @@ def test_grid_on_a_ray_cluster_with_a_killed_worker(cluster, write_grid, tmp_pat
     assert docs["kill"]["status"] == "failed" and "died" in docs["kill"]["error"]
     assert len(list((results / "teachers").glob("*.safetensors"))) == 1  # sent back by the task, cached by the driver
     assert (results / "leaderboard" / "tiny.md").is_file()
-    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=RAY_ENV)
     assert again.returncode == 0 and "nothing to train" in again.stderr  # resume works as with the local executor
 
 

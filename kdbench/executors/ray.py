@@ -67,8 +67,12 @@ class RayExecutor:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         started = not ray.is_initialized()
         if started:
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False, ignore_reinit_error=True)
+            try:
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                         configure_logging=False, ignore_reinit_error=True)
+            except (ConnectionError, RuntimeError) as exc:
+                raise UserError(f"cannot connect to the Ray cluster at {self.address}: {str(exc).splitlines()[0]} "
+                                "(is it started, with `ray start --head`, and is its auth token available?)") from None
         try:
             gpus = ray.cluster_resources().get("GPU", 0)
             options = {"num_cpus": self.cpus_per_job, "num_gpus": 1 / self.jobs_per_device if gpus else 0,
