@@ -81,6 +81,18 @@ def failed_doc(spec: RunSpec, error: str) -> dict[str, Any]:
     }
 
 
+def record(doc: dict[str, Any], spec: RunSpec, ctx: ExecutionContext, summary: ExecutionSummary) -> None:
+    """Write a finished run's document (the driver alone does) and count it."""
+    ctx.store.put(doc)
+    if doc["status"] == "done":
+        summary.done += 1
+    else:
+        summary.failed += 1
+        summary.failures.append((run_label(spec), doc["error"]))
+    if ctx.progress:
+        ctx.progress.finish_job(spec.run_id, doc["status"] == "done", describe(doc, run_label(spec)))
+
+
 def resolve_devices(devices: str) -> list[str]:
     """``auto`` (every CUDA device, else the CPU), ``cpu``, or a list ``cuda:0,cuda:1``."""
     import torch

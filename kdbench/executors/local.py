@@ -25,9 +25,9 @@ from kdbench.errors import UserError
 from kdbench.executors.base import (
     ExecutionContext,
     ExecutionSummary,
-    describe,
     failed_doc,
     pending,
+    record,
     resolve_devices,
     run_epochs,
     run_label,
@@ -100,25 +100,14 @@ class LocalExecutor:
         for spec in runs:
             key = spec.teacher_spec.key if spec.teacher_spec else None
             if key in teacher_errors:
-                _record(failed_doc(spec, teacher_errors[key]), spec, ctx, summary)
+                record(failed_doc(spec, teacher_errors[key]), spec, ctx, summary)
             else:
                 todo.append(("student", spec.run_id, spec.to_dict()))
         start = (lambda rid: ctx.progress.start_job(rid, run_label(by_id[rid]), run_epochs(by_id[rid]))) if ctx.progress else None
         for run_id, outcome, payload in pool.run(todo, on_start=start):
             spec = by_id[run_id]
             doc = payload if outcome == "ok" else failed_doc(spec, payload)
-            _record(doc, spec, ctx, summary)
-
-
-def _record(doc: dict[str, Any], spec: RunSpec, ctx: ExecutionContext, summary: ExecutionSummary) -> None:
-    ctx.store.put(doc)
-    if doc["status"] == "done":
-        summary.done += 1
-    else:
-        summary.failed += 1
-        summary.failures.append((run_label(spec), doc["error"]))
-    if ctx.progress:
-        ctx.progress.finish_job(spec.run_id, doc["status"] == "done", describe(doc, run_label(spec)))
+            record(doc, spec, ctx, summary)
 
 
 def death_cause(exitcode: int | None) -> str:

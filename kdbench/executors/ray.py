@@ -29,9 +29,9 @@ from kdbench.errors import UserError
 from kdbench.executors.base import (
     ExecutionContext,
     ExecutionSummary,
-    describe,
     failed_doc,
     pending,
+    record,
     run_label,
     teacher_label,
 )
@@ -91,8 +91,7 @@ class RayExecutor:
         errors: dict[str, str] = {}
         refs = {}
         for spec in teachers:
-            record = ctx.store.teacher_record(spec.key)
-            if record is not None:  # cached by an earlier run
+            if ctx.store.teacher_record(spec.key) is not None:  # cached by an earlier run
                 summary.teachers_cached += 1
                 weights[spec.key] = ray.put(ctx.store.teacher_paths(spec.key)[0].read_bytes())
                 continue
@@ -101,17 +100,17 @@ class RayExecutor:
             refs[task.remote("teacher", spec.to_dict(), None, None, *args)] = spec
         for ref, spec in _as_completed(ray, refs):
             try:
-                record, blob = ray.get(ref)
+                meta, blob = ray.get(ref)
             except Exception as exc:
                 errors[spec.key] = f"teacher {spec.teacher.label} failed: {_cause(exc)}"
                 if ctx.progress:
                     ctx.progress.finish_job(spec.key, False, errors[spec.key], counts=False)
                 continue
-            _save_teacher(ctx, spec.key, record, blob)
+            _save_teacher(ctx, spec.key, meta, blob)
             weights[spec.key] = ray.put(blob)
             summary.teachers_trained += 1
             if ctx.progress:
-                m = record["metrics"]
+                m = meta["metrics"]
                 ctx.progress.finish_job(spec.key, True, f"done   {teacher_label(spec)}: acc {m['accuracy']:.4f}", counts=False)
         return weights, errors
 
@@ -121,19 +120,19 @@ class RayExecutor:
         for spec in runs:
             key = spec.teacher_spec.key if spec.teacher_spec else None
             if key in errors:
-                _record(ctx, summary, spec, failed_doc(spec, errors[key]))
+                record(failed_doc(spec, errors[key]), spec, ctx, summary)
                 continue
             # an ObjectRef is resolved only as a top-level argument: the weights go as one
-            blob, record = (weights[key], ctx.store.teacher_meta(key)) if key is not None else (None, None)
+            blob, meta = (weights[key], ctx.store.teacher_meta(key)) if key is not None else (None, None)
             if ctx.progress:
                 ctx.progress.start_job(spec.run_id, run_label(spec), 0)
-            refs[task.remote("student", spec.to_dict(), blob, record, *args)] = spec
+            refs[task.remote("student", spec.to_dict(), blob, meta, *args)] = spec
         for ref, spec in _as_completed(ray, refs):
             try:
                 doc = ray.get(ref)
             except Exception as exc:
                 doc = failed_doc(spec, _cause(exc))
-            _record(ctx, summary, spec, doc)
+            record(doc, spec, ctx, summary)
 
 
 def _as_completed(ray, refs: dict):
@@ -160,17 +159,6 @@ def _save_teacher(ctx: ExecutionContext, key: str, record: dict[str, Any], blob:
     weights, meta = ctx.store.teacher_paths(key)
     atomic_write(weights, lambda p: p.write_bytes(blob))
     write_json(meta, record)
-
-
-def _record(ctx: ExecutionContext, summary: ExecutionSummary, spec: RunSpec, doc: dict[str, Any]) -> None:
-    ctx.store.put(doc)
-    if doc["status"] == "done":
-        summary.done += 1
-    else:
-        summary.failed += 1
-        summary.failures.append((run_label(spec), doc["error"]))
-    if ctx.progress:
-        ctx.progress.finish_job(spec.run_id, doc["status"] == "done", describe(doc, run_label(spec)))
 
 
 def _job(kind: str, spec: dict[str, Any], teacher_blob: bytes | None, teacher_record: dict[str, Any] | None,
