@@ -27,11 +27,11 @@ Default weights ``ce: 1, fitnet: 100``: RepDistiller's CIFAR-100 script
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
 from kdbench.loss import DistillationLoss
+from kdbench_losses._features import align, match_features
 from kdbench.types import ModelOutput
 
 
@@ -93,12 +93,12 @@ class FitNet(DistillationLoss):
     def setup(self, student_probe: ModelOutput, teacher_probe: ModelOutput | None) -> None:
         if teacher_probe is None:
             raise ValueError("fitnet needs a teacher")
-        self.names = _match(student_probe, teacher_probe, self.features, "fitnet")
+        self.names = match_features(student_probe, teacher_probe, self.features, "fitnet")
         if self.features is None:
             self.names = self.names[-1:]  # one hint: the deepest shared tap
         self.regressors = nn.ModuleList()
         for name in self.names:
-            f_s, f_t = _align(student_probe.features[name], teacher_probe.features[name], name)
+            f_s, f_t = align(student_probe.features[name], teacher_probe.features[name], name, "fitnet")
             self.regressors.append(_regressor(f_s.dim(), f_s.shape[1], f_t.shape[1]))
 
     def forward(self, student_out, teacher_out, batch):
@@ -106,7 +106,7 @@ class FitNet(DistillationLoss):
             raise RuntimeError("fitnet: call setup(student_probe, teacher_probe) before the loss")
         total = student_out.logits.new_zeros(())
         for name, regressor in zip(self.names, self.regressors):
-            f_s, f_t = _align(student_out.features[name], teacher_out.features[name], name)
+            f_s, f_t = align(student_out.features[name], teacher_out.features[name], name, "fitnet")
             total = total + F.mse_loss(regressor(f_s), f_t)
         return {"fitnet": total}
 
@@ -118,40 +118,3 @@ def _regressor(rank: int, c_s: int, c_t: int) -> nn.Module:
     if rank == 3:
         return nn.Sequential(nn.Conv1d(c_s, c_t, kernel_size=1), nn.BatchNorm1d(c_t), nn.ReLU())
     return nn.Sequential(nn.Linear(c_s, c_t), nn.BatchNorm1d(c_t), nn.ReLU())
-
-
-def _match(student: ModelOutput, teacher: ModelOutput, names: list[str] | None, method: str) -> list[str]:
-    """The feature names to match: ``names`` checked on both sides, or every shared
-    name in the student's order."""
-    s_names, t_names = list(student.features), list(teacher.features)
-    if names is None:
-        shared = [n for n in s_names if n in teacher.features]
-        if not shared:
-            raise ValueError(f"{method}: the student and teacher share no feature name "
-                             f"(student: {s_names}, teacher: {t_names}); pass features=[...]")
-        return shared
-    for name in names:
-        for side, available in (("student", s_names), ("teacher", t_names)):
-            if name not in available:
-                raise ValueError(f"{method}: feature '{name}' is not among the {side}'s features "
-                                 f"(available: {available})")
-    return list(names)
-
-
-def _align(f_s: torch.Tensor, f_t: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Same rank and spatial size: pool the larger map to the smaller, per dimension;
-    global-average-pool both to (B, C) when the ranks differ."""
-    for f in (f_s, f_t):
-        if f.dim() not in (2, 3, 4):
-            raise ValueError(f"fitnet: feature '{name}' has shape {tuple(f.shape)}; "
-                             "only (B, D), (B, C, L) and (B, C, H, W) taps are supported")
-    if f_s.dim() != f_t.dim():
-        return f_s.flatten(2).mean(2) if f_s.dim() > 2 else f_s, f_t.flatten(2).mean(2) if f_t.dim() > 2 else f_t
-    if f_s.dim() > 2 and f_s.shape[2:] != f_t.shape[2:]:
-        size = tuple(min(a, b) for a, b in zip(f_s.shape[2:], f_t.shape[2:]))
-        pool = F.adaptive_avg_pool2d if f_s.dim() == 4 else F.adaptive_avg_pool1d
-        if tuple(f_s.shape[2:]) != size:
-            f_s = pool(f_s, size)
-        if tuple(f_t.shape[2:]) != size:
-            f_t = pool(f_t, size)
-    return f_s, f_t

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdbench.loss import DistillationLoss
+from kdbench_losses._features import align, match_features
 from kdbench.types import ModelOutput
 
 
@@ -77,12 +78,12 @@ class VID(DistillationLoss):
     def setup(self, student_probe: ModelOutput, teacher_probe: ModelOutput | None) -> None:
         if teacher_probe is None:
             raise ValueError("vid needs a teacher")
-        self.names = _match(student_probe, teacher_probe, self.features)
+        self.names = match_features(student_probe, teacher_probe, self.features, "vid")
         self.regressors, self.log_scales = nn.ModuleList(), nn.ParameterList()
         # softplus^-1(init_pred_var - eps), so that the initial variance is init_pred_var
         alpha0 = math.log(math.expm1(self.init_pred_var - self.eps))
         for name in self.names:
-            f_s, f_t = _align(student_probe.features[name], teacher_probe.features[name], name)
+            f_s, f_t = align(student_probe.features[name], teacher_probe.features[name], name, "vid")
             c_s, c_t = f_s.shape[1], f_t.shape[1]
             self.regressors.append(_regressor(f_s.dim(), c_s, c_t, c_t))
             self.log_scales.append(nn.Parameter(torch.full((c_t,), alpha0)))
@@ -92,7 +93,7 @@ class VID(DistillationLoss):
             raise RuntimeError("vid: call setup(student_probe, teacher_probe) before the loss")
         total = student_out.logits.new_zeros(())
         for name, regressor, alpha in zip(self.names, self.regressors, self.log_scales):
-            f_s, f_t = _align(student_out.features[name], teacher_out.features[name], name)
+            f_s, f_t = align(student_out.features[name], teacher_out.features[name], name, "vid")
             mean = regressor(f_s)
             var = (F.softplus(alpha) + self.eps).view(1, -1, *([1] * (f_t.dim() - 2)))
             total = total + (0.5 * ((mean - f_t).pow(2) / var + var.log())).mean()
@@ -107,38 +108,3 @@ def _regressor(rank: int, c_in: int, c_mid: int, c_out: int) -> nn.Module:
         conv = nn.Conv2d if rank == 4 else nn.Conv1d
         layer = lambda i, o: conv(i, o, kernel_size=1, bias=False)  # noqa: E731
     return nn.Sequential(layer(c_in, c_mid), nn.ReLU(), layer(c_mid, c_mid), nn.ReLU(), layer(c_mid, c_out))
-
-
-def _match(student: ModelOutput, teacher: ModelOutput, names: list[str] | None) -> list[str]:
-    """``names`` checked on both sides, or every shared name in the student's order."""
-    s_names, t_names = list(student.features), list(teacher.features)
-    if names is None:
-        shared = [n for n in s_names if n in teacher.features]
-        if not shared:
-            raise ValueError(f"vid: the student and teacher share no feature name "
-                             f"(student: {s_names}, teacher: {t_names}); pass features=[...]")
-        return shared
-    for name in names:
-        for side, available in (("student", s_names), ("teacher", t_names)):
-            if name not in available:
-                raise ValueError(f"vid: feature '{name}' is not among the {side}'s features (available: {available})")
-    return list(names)
-
-
-def _align(f_s: torch.Tensor, f_t: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Same rank and spatial size: pool the larger map to the smaller, per dimension;
-    global-average-pool both to (B, C) when the ranks differ."""
-    for f in (f_s, f_t):
-        if f.dim() not in (2, 3, 4):
-            raise ValueError(f"vid: feature '{name}' has shape {tuple(f.shape)}; "
-                             "only (B, D), (B, C, L) and (B, C, H, W) taps are supported")
-    if f_s.dim() != f_t.dim():
-        return f_s.flatten(2).mean(2) if f_s.dim() > 2 else f_s, f_t.flatten(2).mean(2) if f_t.dim() > 2 else f_t
-    if f_s.dim() > 2 and f_s.shape[2:] != f_t.shape[2:]:
-        size = tuple(min(a, b) for a, b in zip(f_s.shape[2:], f_t.shape[2:]))
-        pool = F.adaptive_avg_pool2d if f_s.dim() == 4 else F.adaptive_avg_pool1d
-        if tuple(f_s.shape[2:]) != size:
-            f_s = pool(f_s, size)
-        if tuple(f_t.shape[2:]) != size:
-            f_t = pool(f_t, size)
-    return f_s, f_t
