@@ -125,6 +125,7 @@ class Registry:
     def __init__(self) -> None:
         self._components: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
         self.plugins: list[PluginInfo] = []
+        self.plugin_refs: tuple[str, ...] = ()  # the extra plugins it was loaded with (workers reload them)
 
     def bind(self, kind: str, plugin: PluginInfo) -> KindRegistry:
         """The view a hook receives: ``add`` registers on ``kind`` for ``plugin``."""

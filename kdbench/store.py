@@ -110,13 +110,6 @@ class ResultStore:
         results keep the records, not the weights)."""
         return read_json(self.teacher_paths(key)[1])
 
-    def teacher_records(self) -> Iterator[dict[str, Any]]:
-        if self.teachers_dir.is_dir():
-            for path in sorted(self.teachers_dir.glob("*.json")):
-                doc = read_json(path)
-                if doc is not None:
-                    yield doc
-
     def save_teacher(self, key: str, state: dict[str, Any], record: dict[str, Any]) -> None:
         from safetensors.torch import save_file
 
